@@ -1,0 +1,1 @@
+"""Market data: ingest, validation, Parquet catalog, bars, order-flow features, synthesis."""
