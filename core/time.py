@@ -50,14 +50,18 @@ def epoch_to_ns_factor(sample: int) -> int:
     return 1
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def ns_to_datetime(ts_ns: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(ts_ns / NS_PER_S, tz=_dt.timezone.utc)
+    """Exact to the microsecond (datetime's resolution); no float rounding."""
+    return _EPOCH + _dt.timedelta(microseconds=int(ts_ns) // NS_PER_US)
 
 
 def datetime_to_ns(dt: _dt.datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.timezone.utc)
-    delta = dt - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * NS_PER_US
 
 
