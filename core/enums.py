@@ -22,3 +22,4 @@ class DataKind(str, Enum):
     BOOK_TICKER = "book_ticker"
     DEPTH = "depth"
     MARK_PRICE = "mark_price"
+    FUNDING = "funding"

@@ -66,6 +66,7 @@ DEPTH_SCHEMA: dict[str, pl.DataType] = {
     "ts_init": pl.Int64,
     "first_update_id": pl.Int64,
     "final_update_id": pl.Int64,
+    "prev_final_update_id": pl.Int64,  # futures `pu` (continuity check); null on spot and in snapshots
     "is_snapshot": pl.Boolean,
     "side": pl.Utf8,  # "bid" | "ask"
     "price": pl.Float64,
@@ -79,6 +80,13 @@ MARK_PRICE_SCHEMA: dict[str, pl.DataType] = {
     "index_price": pl.Float64,
     "funding_rate": pl.Float64,
     "next_funding_time": pl.Int64,
+}
+
+# Funding rates of perpetuals (every 8 h on Binance USD-M). mark_price null = not sent by the source.
+FUNDING_SCHEMA: dict[str, pl.DataType] = {
+    "ts_event": pl.Int64,
+    "funding_rate": pl.Float64,
+    "mark_price": pl.Float64,
 }
 
 # Rows rejected by quality checks keep every original column plus these.
