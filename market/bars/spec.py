@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from core.config import FrozenConfig, format_validation_error
+from core.config import FrozenConfig, InvalidConfigError, format_validation_error
 from core.errors import ConfigError
 from core.time import parse_duration
 
@@ -105,6 +105,8 @@ def bar_spec_from_dict(data: dict, source: str = "<dict>") -> BarSpec:
         return _BAR_SPEC_ADAPTER.validate_python(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    except InvalidConfigError as err:
+        raise ConfigError(format_validation_error(err.validation_error, source)) from None
 
 
 def parse_bar_spec(text: str) -> BarSpec:
@@ -141,8 +143,10 @@ def parse_bar_spec(text: str) -> BarSpec:
             if not (math.isfinite(threshold) and threshold > 0):
                 raise bad(f"threshold must be positive and finite, got {value!r}")
             return VolumeBars(threshold=threshold) if kind == "volume" else DollarBars(threshold=threshold)
-    except (ValueError, ValidationError) as err:  # pydantic's ValidationError is a ValueError
-        raise bad(str(err).splitlines()[0] if isinstance(err, ValidationError) else str(err)) from None
+    except InvalidConfigError as err:  # the model's own check, e.g. tick:0
+        raise bad("; ".join(e["msg"] for e in err.validation_error.errors())) from None
+    except ValueError as err:
+        raise bad(str(err)) from None
     raise bad(f"unknown kind {kind!r}")
 
 

@@ -7,12 +7,10 @@ features keep a fixed name (`rvwap`, `kyle_lambda`, `rsi`, `adx`, ...).
 
 from __future__ import annotations
 
-from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import model_validator
 
-from core.config import FrozenConfig, format_validation_error
-from core.errors import ConfigError
+from core.config import FrozenConfig
 
 _IntTuple = tuple[int, ...]
 
@@ -38,12 +36,6 @@ class FeatureConfig(FrozenConfig):
     # Running window sums are recomputed exactly from their ring buffers every min(window, this)
     # bars of each kernel's global bar counter: bounds floating-point drift, same in batch and streaming.
     recompute_every: int = 128
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(err, type(self).__name__)) from None
 
     @model_validator(mode="after")
     def _check(self) -> FeatureConfig:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from core.config import FrozenConfig, format_validation_error
-from core.errors import ConfigError
+from core.config import FrozenConfig
 from core.time import datetime_to_ns, parse_duration, parse_time
 
 # A 24-hour UTC activity profile typical of crypto perpetuals: quiet in the late Asian night,
@@ -27,26 +25,8 @@ DEFAULT_HOUR_PROFILE: tuple[float, ...] = (
 )
 
 
-_NESTING: ContextVar[int] = ContextVar("synth_config_nesting", default=0)
-
-
 class _SynthModel(FrozenConfig):
-    """FrozenConfig whose direct construction also raises ConfigError (not pydantic's ValidationError).
-
-    pydantic validates nested models through this __init__ too; only the outermost call converts,
-    so that inner errors keep their full key path (e.g. `sizes.tail_index`).
-    """
-
-    def __init__(self, **data: Any) -> None:
-        token = _NESTING.set(_NESTING.get() + 1)
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            if _NESTING.get() > 1:
-                raise
-            raise ConfigError(format_validation_error(err, type(self).__name__)) from None
-        finally:
-            _NESTING.reset(token)
+    """Base of the synthesis configs (FrozenConfig already raises ConfigError with full key paths)."""
 
 
 class SizeConfig(_SynthModel):

@@ -93,7 +93,7 @@ def test_spec_from_dict_discriminates_and_rejects_unknown_keys():
     lambda: VolumeBars(threshold=1.0, extra=2),
 ])
 def test_invalid_models_are_rejected(factory):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         factory()
 
 

@@ -66,3 +66,28 @@ def test_config_hash_is_stable_and_sensitive():
     b = build_config(Outer, {"name": "x", "ratio": 0.5})
     c = build_config(Outer, {"name": "x", "ratio": 0.6})
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+class Leaf(FrozenConfig):
+    x: int = Field(1, gt=0)
+
+
+class Branch(FrozenConfig):
+    leaves: tuple[Leaf, ...] = Field(min_length=1)
+
+
+def test_nested_errors_keep_the_full_key_path_and_every_error():
+    with pytest.raises(ConfigError) as e:
+        build_config(Branch, {"leaves": [{"x": -1}, {"y": 2}]}, "tree.yaml")
+    msg = str(e.value)
+    assert "tree.yaml" in msg
+    assert "leaves.0.x = -1: Input should be greater than 0" in msg
+    assert "leaves.1.y = 2: unknown key" in msg
+    assert "too_short" not in msg and "at least 1 item" not in msg
+
+
+def test_direct_construction_raises_config_error_with_paths():
+    with pytest.raises(ConfigError, match=r"leaves\.0\.x = 0"):
+        Branch(leaves=[{"x": 0}])
+    with pytest.raises(ConfigError, match="at least 1 item"):
+        Branch(leaves=[])

@@ -66,9 +66,9 @@ def test_market_presets_and_bad_config():
     assert RateLimitConfig.for_market("usdm", weight_limit=1200).weight_limit == 1200
     with pytest.raises(ConfigError):
         RateLimitConfig.for_market("coinm")
-    with pytest.raises(Exception, match="backoff_max_s"):
+    with pytest.raises(ConfigError, match="backoff_max_s"):
         RateLimitConfig(backoff_base_s=10, backoff_max_s=1)
-    with pytest.raises(Exception, match="extra"):
+    with pytest.raises(ConfigError, match="weight_limt = 5: unknown key"):
         RateLimitConfig(weight_limt=5)
 
 
