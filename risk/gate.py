@@ -196,7 +196,7 @@ def size_entry_nb(params, daily, losses, drawdown, liquidity, entries, kelly, sm
     if not allowed:
         return 0.0, reason
     kf, kr = kelly_factor_nb(params[OFF_KELLY:OFF_STOPS], kelly, signal_id)
-    if kr != _NONE:
+    if kr != _NONE and kr != _KELLY_NON_POSITIVE:
         return 0.0, kr
     if not (kf > 0.0):
         return 0.0, _KELLY_NON_POSITIVE
@@ -204,6 +204,8 @@ def size_entry_nb(params, daily, losses, drawdown, liquidity, entries, kelly, sm
                                kf, mult, same_dir_notional, total_abs_notional, taker_fee)
     if sr != _NONE:
         return qty, sr
+    if kr == _KELLY_NON_POSITIVE:  # sized at the probe factor
+        return qty, kr
     return qty, reason
 
 

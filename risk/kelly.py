@@ -38,7 +38,8 @@ P_MIN_TRADES = 1
 P_KELLY_FRACTION = 2
 P_CAP = 3
 P_PRIOR_FACTOR = 4
-N_PARAMS = 5
+P_PROBE_FACTOR = 5
+N_PARAMS = 6
 
 K_COUNT = 0
 K_POS = 1
@@ -57,6 +58,9 @@ class KellyConfig(FrozenConfig):
     kelly_fraction: float = Field(0.5, gt=0, le=1)
     cap: float = Field(1.0, gt=0, le=2)
     prior_factor: float = Field(1.0, ge=0, le=2)
+    # Size used while f* <= 0. 0 (the default) stops the signal, but then no new trade can ever
+    # update its statistics and the lockout is permanent; a small probe keeps it sampling.
+    probe_factor: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> KellyConfig:
@@ -72,6 +76,7 @@ class KellyConfig(FrozenConfig):
         p[P_KELLY_FRACTION] = self.kelly_fraction
         p[P_CAP] = self.cap
         p[P_PRIOR_FACTOR] = self.prior_factor
+        p[P_PROBE_FACTOR] = self.probe_factor
         return p
 
 
@@ -128,7 +133,8 @@ def kelly_factor_nb(params, state, signal_id):
     """(factor, reason) for sizing an entry of `signal_id`.
 
     factor = prior_factor until min_trades closed trades; then clip(kelly_fraction * f*, 0, cap),
-    with reason KELLY_NON_POSITIVE when f* <= 0 (factor 0). Unknown id: (0.0, INVALID_INPUT).
+    with reason KELLY_NON_POSITIVE when f* <= 0 (factor = probe_factor, 0 by default).
+    Unknown id: (0.0, INVALID_INPUT).
     """
     if signal_id < 0 or signal_id >= state.shape[0]:
         return 0.0, _INVALID
@@ -136,7 +142,7 @@ def kelly_factor_nb(params, state, signal_id):
         return params[P_PRIOR_FACTOR], _NONE
     f = kelly_fstar_nb(params, state, signal_id)
     if not (f > 0.0):
-        return 0.0, _NON_POSITIVE
+        return params[P_PROBE_FACTOR], _NON_POSITIVE
     return min(params[P_KELLY_FRACTION] * f, params[P_CAP]), _NONE
 
 

@@ -25,7 +25,8 @@ from core.enums import Reason
 
 P_WINDOW = 0
 P_MIN_RATIO = 1
-N_PARAMS = 2
+P_ENABLED = 2
+N_PARAMS = 3
 
 S_COUNT = 0  # valid values pushed so far
 S_POS = 1  # next ring slot
@@ -42,6 +43,9 @@ _PAUSE = int(Reason.LIQUIDITY_PAUSE)
 class LiquidityPauseConfig(FrozenConfig):
     """Rolling window (bars) of the trade-intensity reference and the pause ratio."""
 
+    # off only for data that has no trade intensity at all (bars made from klines): with the
+    # rule on, an unknown intensity pauses entries, which is the safe reading of missing data live
+    enabled: bool = True
     window: int = Field(100, ge=1, le=1_000_000)
     min_ratio: float = Field(0.3, gt=0, le=1)
 
@@ -49,6 +53,7 @@ class LiquidityPauseConfig(FrozenConfig):
         p = np.empty(N_PARAMS, dtype=np.float64)
         p[P_WINDOW] = self.window
         p[P_MIN_RATIO] = self.min_ratio
+        p[P_ENABLED] = float(self.enabled)
         return p
 
 
@@ -64,6 +69,9 @@ def liquidity_on_bar_nb(params, state, trade_intensity):
     """Bar close with this bar's trade_intensity (trades per ms). Returns LIQUIDITY_PAUSE when
     entries are paused until the next bar close, else NONE."""
     window = int(params[P_WINDOW])
+    if params[P_ENABLED] == 0.0:
+        state[S_PAUSED] = 0.0
+        return _NONE
     if not (math.isfinite(trade_intensity) and trade_intensity >= 0.0):
         state[S_PAUSED] = 1.0
         return _PAUSE

@@ -135,3 +135,32 @@ def test_wrappers_call_the_kernels(monkeypatch):
     assert RiskEngine().pre_entry_check(D, 1.0, 1.0, 0.0) == (False, 0.0, Reason.FEE_HURDLE)
     assert Sizer().size(1, 1.0, 1.0, 1.0) == (1.25, Reason.NONE)
     assert calls == ["gate", "sizing"]
+
+
+def test_kelly_probe_factor_keeps_a_losing_signal_sampling():
+    from risk.kelly import HalfKelly, KellyConfig
+
+    k = HalfKelly(KellyConfig(min_trades=2, window=4, probe_factor=0.25))
+    k.record(0, -0.01)
+    k.record(0, -0.02)  # f* = 0 - 1/R < 0
+    assert k.factor(0) == (0.25, Reason.KELLY_NON_POSITIVE)
+    e = engine(kelly={"min_trades": 2, "window": 4, "probe_factor": 0.25}, liquidity={"enabled": False})
+    e0 = engine(kelly={"min_trades": 2, "window": 4}, liquidity={"enabled": False})
+    t = D + NS_PER_HOUR
+    for eng in (e, e0):
+        eng.on_bar(t, 10_000.0, 1.0)
+        eng.on_trade_closed(t, -1.0, -0.01, 0, 10_000.0)
+        eng.on_trade_closed(t, -2.0, -0.02, 0, 10_000.0)
+        eng.on_bar(t + NS_PER_HOUR, 10_000.0, 1.0)
+    full = engine(liquidity={"enabled": False})
+    full.on_bar(t + NS_PER_HOUR, 10_000.0, 1.0)
+    q_full, _ = full.size_entry(t + NS_PER_HOUR, 0, 1, 10_000.0, 100.0, 50.0, regime_factor=1.0, strength=1.0,
+                                taker_fee=FEE)
+    q_probe, why = e.size_entry(t + NS_PER_HOUR, 0, 1, 10_000.0, 100.0, 50.0, regime_factor=1.0, strength=1.0,
+                                taker_fee=FEE)
+    assert why == Reason.KELLY_NON_POSITIVE and q_probe > 0
+    q0, why0 = e0.size_entry(t + NS_PER_HOUR, 0, 1, 10_000.0, 100.0, 50.0, regime_factor=1.0, strength=1.0,
+                             taker_fee=FEE)
+    assert (q0, why0) == (0.0, Reason.KELLY_NON_POSITIVE)
+    # no cap binds at these numbers: the probe sizes at exactly 0.25 of the full (prior-factor 1) size
+    assert q_probe == pytest.approx(0.25 * q_full, rel=1e-12)
