@@ -1,0 +1,184 @@
+"""Run the decision kernel over bars + signals and assemble a `BacktestResult`.
+
+The loop itself is `engine.kernel.run_nb`; this module allocates its arrays, runs it in chunks
+(for the progress bar), closes what is still open at the end, and turns the journals into the
+result frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+from backtest.results import BacktestResult, RunMeta
+from core.enums import Reason
+from core.instrument import Instrument
+from engine import kernel as k
+from engine.config import EngineSettings
+from engine.inputs import BarInputs
+from execution import VenueConfig
+from execution.fees import fee_nb
+from execution.fill_model import instrument_params
+from execution.funding import prepare_series
+from execution.ledger import (ACC_N_FILLS, ACC_N_TRADES, EQ_EQUITY, EQ_GROSS_EXPOSURE, EQ_NET_EXPOSURE,
+                              EQ_WALLET, S_QTY, apply_fill_nb, equity_frame, fills_frame, mark_nb,
+                              new_account_state, new_equity_curve, new_fills_journal, new_position_state,
+                              new_trades_journal, record_equity_nb, trades_frame)
+from risk.gate import RiskConfig, new_arrays
+from risk.state import L_FROM, L_REASON, L_TO, L_TS, S_LOG_COUNT
+from risk.stops import new_state as new_stop_state
+
+
+@dataclass(frozen=True)
+class FundingSeries:
+    """Real funding events: ts (ns), rate, mark (NaN = use the bar close)."""
+
+    ts: np.ndarray
+    rate: np.ndarray
+    mark: np.ndarray | None = None
+
+
+@dataclass
+class EngineRun:
+    """A finished run: the result plus the raw decision journal (for parity checks)."""
+
+    result: BacktestResult
+    decisions: pl.DataFrame
+
+
+def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSettings, risk: RiskConfig,
+               venue: VenueConfig, initial_equity: float, bar_spec: str, funding: FundingSeries | None = None,
+               config: dict | None = None, config_hash: str = "", progress: bool = False,
+               chunks: int = 50) -> EngineRun:
+    n = inputs.n
+    if n == 0:
+        raise ValueError("no bars to backtest")
+    insts = [instrument]
+    inst = np.ascontiguousarray(instrument_params(insts)[0])
+    fee_p = venue.fees.to_params()
+    fill_p = venue.fill_model.to_params()
+    margin_p = venue.margin.to_params()
+    brackets = venue.margin.bracket_params(insts)
+    fund_p = venue.funding.to_params()
+    if funding is not None:
+        f_ts, f_rate, f_mark = prepare_series(funding.ts, funding.rate, funding.mark)
+        funding_mode = 2
+    else:
+        f_ts, f_rate, f_mark = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        funding_mode = 0 if venue.funding.source == "series" else 1
+    ep = engine.to_params(instrument, venue.fees.taker_rate, funding_mode)
+    es, ei = k.new_engine_state()
+    ra = new_arrays(risk)
+    stop_p = risk.stops.to_params()
+    stop_state = new_stop_state()
+    pos, pos_ts = new_position_state(insts, venue.margin.leverages(insts))
+    acc = new_account_state(initial_equity)
+    cap = engine.journal_capacity or max(1024, n // 2 + 16)
+    fills, fill_ts = new_fills_journal(cap)
+    trades, trade_ts = new_trades_journal(cap)
+    eq, eq_ts = new_equity_curve(n)
+    dec = np.zeros((cap, k.N_DECISION), dtype=np.float64)
+    dec_ts = np.zeros(cap, dtype=np.int64)
+
+    b = inputs
+    bounds = np.linspace(0, n, min(chunks, n) + 1).astype(np.int64)
+    with tqdm(total=n, unit="bar", desc="backtest", disable=not progress) as bar:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            k.run_nb(int(lo), int(hi), b.ts_event, b.ts_open, b.open, b.high, b.low, b.close, b.volume, b.atr,
+                     b.price_impact, b.ofi_ema5, b.cum_delta_slope, b.trade_intensity, b.enter_long, b.enter_short,
+                     b.exit_long, b.exit_short, b.strength, b.source, b.regime_factor, b.flatten, ep, fee_p, fill_p,
+                     inst, margin_p, brackets, fund_p, f_ts, f_rate, f_mark, es, ei, *ra[:8], ra.sm_log, stop_p,
+                     stop_state, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts, dec, dec_ts)
+            bar.update(int(hi - lo))
+    if engine.close_at_end and pos[k.SYM, S_QTY] != 0.0:
+        _close_at_end(b, inst, fee_p, es, ei, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts)
+    if int(acc[ACC_N_FILLS]) > cap or int(acc[ACC_N_TRADES]) > cap or int(ei[k.EI_N_DECISIONS]) > cap:
+        raise RuntimeError(f"journal capacity {cap} exceeded: set engine.journal_capacity higher")
+
+    symbols = [instrument.symbol]
+    result = BacktestResult(
+        equity=_equity(eq, eq_ts),
+        fills=_fills(fills_frame(fills, fill_ts, acc, symbols)),
+        trades=_trades(trades_frame(trades, trade_ts, acc, symbols)),
+        state_changes=_state_changes(ra.sm, ra.sm_log),
+        initial_equity=float(initial_equity),
+        meta=RunMeta(symbols=tuple(symbols), bar_spec=bar_spec, start_ns=int(b.ts_open[0]),
+                     end_ns=int(b.ts_event[-1])),
+        config=config or {},
+        config_hash=config_hash,
+    )
+    nd = int(ei[k.EI_N_DECISIONS])
+    decisions = pl.DataFrame({
+        "ts_event": dec_ts[:nd], "bar": dec[:nd, k.D_BAR].astype(np.int64), "side": dec[:nd, k.D_SIDE].astype(np.int64),
+        "qty": dec[:nd, k.D_QTY], "reason": dec[:nd, k.D_REASON].astype(np.int64),
+        "signal": dec[:nd, k.D_SIGNAL].astype(np.int64), "is_entry": dec[:nd, k.D_IS_ENTRY] != 0.0,
+    })
+    return EngineRun(result=result, decisions=decisions)
+
+
+def _close_at_end(b, inst, fee_p, es, ei, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts):
+    """Close the open position at the last close (taker fee, no slippage), re-record the last equity row."""
+    i = b.n - 1
+    q = pos[k.SYM, S_QTY]
+    price = float(b.close[i])
+    fee = fee_nb(abs(q) * price, False, fee_p)
+    ei[k.EI_ORDER_ID] += 1
+    apply_fill_nb(pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, k.SYM, int(b.ts_event[i]), i,
+                  -1 if q > 0 else 1, abs(q), price, fee, False, int(Reason.END_OF_DATA), int(es[k.E_POS_SOURCE]),
+                  int(ei[k.EI_ORDER_ID]))
+    mark_nb(pos, acc, k.SYM, price)
+    record_equity_nb(pos, acc, eq, eq_ts, i, int(b.ts_event[i]))
+
+
+def _equity(eq: np.ndarray, eq_ts: np.ndarray) -> pl.DataFrame:
+    e = eq
+    equity = e[:, EQ_EQUITY]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gross = np.where(equity > 0, e[:, EQ_GROSS_EXPOSURE] / equity, np.inf)
+    return pl.DataFrame({"ts_event": eq_ts, "equity": equity, "position_notional": e[:, EQ_NET_EXPOSURE],
+                         "gross_exposure": gross, "cash": e[:, EQ_WALLET]})
+
+
+def _fills(f: pl.DataFrame) -> pl.DataFrame:
+    """Ledger fills → FILL_SCHEMA, with the round trip each fill belongs to."""
+    pos_after = f["position_after"].to_numpy()
+    trade_id = np.zeros(f.height, dtype=np.int64)
+    current = 0
+    for j in range(f.height):  # a fill belongs to the trade open before it, or that it opens
+        trade_id[j] = current
+        if pos_after[j] == 0.0:
+            current += 1
+    return pl.DataFrame({
+        "ts_event": f["ts"], "symbol": f["symbol"], "side": f["side"].cast(pl.Int64), "qty": f["qty"],
+        "price": f["price"], "fee": f["fee"], "is_maker": f["is_maker"], "reason": f["reason"].cast(pl.Int64),
+        "signal": f["signal_id"], "order_id": f["order_id"], "trade_id": trade_id,
+    })
+
+
+def _trades(t: pl.DataFrame) -> pl.DataFrame:
+    notional = t["entry_price"] * t["qty"]
+    return pl.DataFrame({
+        "trade_id": np.arange(t.height, dtype=np.int64), "symbol": t["symbol"], "side": t["side"].cast(pl.Int64),
+        "entry_ts": t["entry_ts"], "exit_ts": t["exit_ts"], "entry_price": t["entry_price"],
+        "exit_price": t["exit_price"], "qty": t["qty"], "gross_pnl": t["gross_pnl"], "fees": t["fees"],
+        "funding": t["funding"], "pnl": t["net_pnl"], "entry_reason": t["entry_reason"].cast(pl.Int64),
+        "exit_reason": t["exit_reason"].cast(pl.Int64), "signal": t["signal_id"], "bars_held": t["bars_held"],
+        "return": t["net_pnl"] / notional,
+    })
+
+
+def _state_changes(sm: np.ndarray, log: np.ndarray) -> pl.DataFrame:
+    count = int(sm[S_LOG_COUNT])
+    if count > log.shape[0]:
+        raise RuntimeError(f"trading-state log overflow ({count} changes, capacity {log.shape[0]}): "
+                           "raise risk.trading_state.log_capacity")
+    rows = log[:count]
+    return pl.DataFrame({"ts_event": rows[:, L_TS], "from_state": rows[:, L_FROM], "to_state": rows[:, L_TO],
+                         "reason": rows[:, L_REASON]}, schema={"ts_event": pl.Int64, "from_state": pl.Int64,
+                                                               "to_state": pl.Int64, "reason": pl.Int64})
+
+
+__all__ = ["EngineRun", "FundingSeries", "run_engine", "equity_frame"]
