@@ -21,7 +21,7 @@ OPTIONAL_FEATURE_COLUMNS = {
     "price_impact": "market-impact slippage; NaN → impact term 0",
     "ofi_ema5": "order-flow stop L2; NaN → L2 cannot trigger on that bar",
     "cum_delta_slope": "trailing take-profit widening; NaN → normal trail width",
-    "trade_intensity": "liquidity pause; NaN → not paused on that bar",
+    "trade_intensity": "liquidity pause; NaN → entries paused (liquidity unknown) unless risk.liquidity.enabled is false",
 }
 SIGNAL_COLUMNS = ("enter_long", "enter_short", "exit_long", "exit_short", "strength", "confidence")
 FAMILY_COLUMNS = {"source": 0, "regime_factor": 1.0, "flatten": False}

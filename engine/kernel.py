@@ -291,13 +291,17 @@ def decide_nb(i, ts_event, close, atr, ofi_ema5, cum_delta_slope, trade_intensit
                 _journal_decision(dec, dec_ts, ei, i, ts, side, qty, reason, es[E_POS_SOURCE], 0.0)
         return
     if es[E_PENDING] != 0.0:
+        # an entry still waiting for its latency is cancelled once entries are no longer allowed
+        if es[E_IS_ENTRY] != 0.0 and (flatten[i] or state != _ACTIVE):
+            es[E_PENDING] = 0.0
+            es[E_REMAINING] = 0.0
         return
     side = 0
     if enter_long[i] and not enter_short[i]:
         side = 1
     elif enter_short[i] and not enter_long[i] and ep[P_ALLOW_SHORT] != 0.0:
         side = -1
-    if side == 0 or state != _ACTIVE:
+    if side == 0 or state != _ACTIVE or flatten[i]:  # the regime flag blocks entries even with the rules off
         return
     price = close[i]
     src = source[i]
