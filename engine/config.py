@@ -27,6 +27,9 @@ class EngineSettings(FrozenConfig):
     reduce_fraction: float = Field(0.5, gt=0.0, le=1.0)
     exit_source_match: bool = True  # a signal exit closes only positions its sources opened
     close_at_end: bool = True  # close what is still open at the last bar's close (Reason.END_OF_DATA)
+    entry_order: Literal["market", "limit"] = "market"
+    limit_offset_ticks: int = Field(1, ge=1)  # post-only: a limit at the last price would take liquidity
+    limit_ttl_bars: int = Field(5, ge=1)
     atr_column: str = "atr100"
     journal_capacity: int = Field(0, ge=0)  # fills journal rows; 0 = sized from the number of bars
 
@@ -50,4 +53,7 @@ class EngineSettings(FrozenConfig):
         p[k.P_MIN_NOTIONAL] = instrument.min_notional
         p[k.P_FUNDING] = float(funding_mode)
         p[k.P_TAKER_FEE] = taker_fee
+        p[k.P_ENTRY_LIMIT] = 1.0 if self.entry_order == "limit" else 0.0
+        p[k.P_LIMIT_OFFSET_TICKS] = self.limit_offset_ticks
+        p[k.P_LIMIT_TTL_BARS] = self.limit_ttl_bars
         return p

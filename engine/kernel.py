@@ -27,8 +27,8 @@ from numba import njit
 
 from core.enums import Reason, TradingState
 from execution.fees import fee_nb
-from execution.fill_model import (I_CONTRACT_SIZE, I_IS_PERP, I_MIN_QTY, fillable_qty_nb, market_eligible_nb,
-                                  market_fill_price_nb, round_qty_down_nb, stop_fill_nb)
+from execution.fill_model import (I_CONTRACT_SIZE, I_IS_PERP, I_MIN_QTY, I_TICK, fillable_qty_nb, limit_fill_nb,
+                                  market_eligible_nb, market_fill_price_nb, round_qty_down_nb, stop_fill_nb)
 from execution.funding import funding_step_constant_nb, funding_step_series_nb
 from execution.ledger import (ACC_N_TRADES, ACC_WALLET, S_QTY, TR_ENTRY_PRICE, TR_NET_PNL, TR_QTY,
                               apply_fill_nb, mark_nb, record_equity_nb)
@@ -50,7 +50,10 @@ P_EXIT_SOURCE_MATCH = 8  # 1 = a signal exit closes a position only if its sourc
 P_MIN_NOTIONAL = 9
 P_FUNDING = 10  # 0 none, 1 constant rate, 2 rate series
 P_TAKER_FEE = 11  # the account's taker rate (risk sizing and the fee hurdle need it)
-N_PARAMS = 12
+P_ENTRY_LIMIT = 12  # 1 = entries are post-only limit orders, 0 = market orders
+P_LIMIT_OFFSET_TICKS = 13  # buy limit at close − offset·tick, sell at close + offset·tick
+P_LIMIT_TTL_BARS = 14  # bars a limit entry rests before it is cancelled
+N_PARAMS = 15
 
 # ---- engine state: float64 vector ---------------------------------------------------------------
 E_PENDING = 0  # 1 while a market order waits to (finish) filling
@@ -63,7 +66,11 @@ E_ATR = 6  # ATR at the decision (sets the stops at the first entry fill)
 E_POS_SOURCE = 7  # source bits of the open position
 E_KELLY_ID = 8  # Kelly statistics id of the open position
 E_TRADES_SEEN = 9  # closed round trips already reported to the risk layer
-N_ESTATE = 10
+E_LIMIT = 10  # 1 when the pending order is a resting limit (entries only)
+E_LIMIT_PRICE = 11
+E_BARS_THROUGH = 12  # bars that traded through the limit (queue model)
+E_TTL = 13  # bars left before a resting limit is cancelled
+N_ESTATE = 14
 # ---- engine state: int64 vector -----------------------------------------------------------------
 EI_DECISION_TS = 0
 EI_ORDER_ID = 1  # last order id used
@@ -147,6 +154,7 @@ def _journal_decision(dec, dec_ts, ei, i, ts, side, qty, reason, signal, is_entr
 
 @njit(cache=True)
 def _place_market(es, ei, ts, side, qty, reason, signal, is_entry, atr):
+    es[E_LIMIT] = 0.0
     es[E_PENDING] = 1.0
     es[E_SIDE] = side
     es[E_REMAINING] = qty
@@ -177,10 +185,16 @@ def _report_closed_trades(ep, es, rp, rs_daily, rs_losses, rs_kelly, rs_sm, rs_s
 
 
 @njit(cache=True)
-def fill_orders_nb(i, ts_open, open_, high, low, volume, price_impact, ep, fee_p, fill_p, inst,
+def fill_orders_nb(i, ts_event, ts_open, open_, high, low, volume, price_impact, ep, fee_p, fill_p, inst,
                    es, ei, stop_p, stop_state, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts):
-    """Step 1: the pending market order at bar i's open (participation-capped)."""
+    """Step 1: the pending market order at bar i's open (participation-capped), or a resting limit
+    entry that the bar trades through (filled at the limit, maker fee, stamped at the bar's close
+    because the moment inside the bar is unknown)."""
     if es[E_PENDING] == 0.0 or not market_eligible_nb(fill_p, ei[EI_DECISION_TS], ts_open[i]):
+        return
+    if es[E_LIMIT] != 0.0:
+        _fill_limit_nb(i, ts_event, high, low, volume, ep, fee_p, fill_p, inst, es, ei, stop_p, stop_state, pos,
+                       pos_ts, acc, fills, fill_ts, trades, trade_ts)
         return
     side = int(es[E_SIDE])
     remaining = es[E_REMAINING]
@@ -205,6 +219,36 @@ def fill_orders_nb(i, ts_open, open_, high, low, volume, price_impact, ep, fee_p
     if es[E_REMAINING] <= 1e-12 * max(1.0, qty) or (es[E_IS_ENTRY] == 0.0 and pos[SYM, S_QTY] == 0.0):
         es[E_PENDING] = 0.0
         es[E_REMAINING] = 0.0
+
+
+@njit(cache=True)
+def _fill_limit_nb(i, ts_event, high, low, volume, ep, fee_p, fill_p, inst, es, ei, stop_p, stop_state, pos, pos_ts,
+                   acc, fills, fill_ts, trades, trade_ts):
+    side = int(es[E_SIDE])
+    filled, through = limit_fill_nb(fill_p, side, es[E_LIMIT_PRICE], low[i], high[i], int(es[E_BARS_THROUGH]))
+    es[E_BARS_THROUGH] = through
+    if filled:
+        remaining = es[E_REMAINING]
+        qty = fillable_qty_nb(fill_p, inst, remaining, volume[i]) if ep[P_CAP_BY_VOLUME] != 0.0 else remaining
+        if qty > 0.0:
+            price = es[E_LIMIT_PRICE]
+            fee = fee_nb(qty * inst[I_CONTRACT_SIZE] * price, True, fee_p)
+            was_flat = pos[SYM, S_QTY] == 0.0
+            apply_fill_nb(pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, SYM, ts_event[i], i, side, qty, price,
+                          fee, True, int(es[E_REASON]), int(es[E_SIGNAL]), ei[EI_ORDER_ID])
+            if was_flat and ep[P_STOPS] != 0.0:
+                stops_on_entry_nb(stop_p, stop_state, side, price, es[E_ATR])
+            es[E_REMAINING] = remaining - qty
+            if es[E_REMAINING] <= 1e-12 * max(1.0, qty):
+                es[E_PENDING] = 0.0
+                es[E_REMAINING] = 0.0
+                es[E_LIMIT] = 0.0
+                return
+    es[E_TTL] -= 1.0
+    if es[E_TTL] <= 0.0:  # expired: what filled stays, the rest is cancelled
+        es[E_PENDING] = 0.0
+        es[E_REMAINING] = 0.0
+        es[E_LIMIT] = 0.0
 
 
 @njit(cache=True)
@@ -325,6 +369,12 @@ def decide_nb(i, ts_event, close, atr, ofi_ema5, cum_delta_slope, trade_intensit
     es[E_POS_SOURCE] = src
     es[E_KELLY_ID] = kid
     _place_market(es, ei, ts, side, qty, reason, src, 1.0, atr[i])
+    if ep[P_ENTRY_LIMIT] != 0.0:
+        tick = inst[I_TICK]
+        es[E_LIMIT] = 1.0
+        es[E_LIMIT_PRICE] = round((price - side * ep[P_LIMIT_OFFSET_TICKS] * tick) / tick) * tick
+        es[E_BARS_THROUGH] = 0.0
+        es[E_TTL] = ep[P_LIMIT_TTL_BARS]
     _journal_decision(dec, dec_ts, ei, i, ts, side, qty, reason, src, 1.0)
 
 
@@ -337,7 +387,7 @@ def run_nb(start, stop, ts_event, ts_open, open_, high, low, close, volume, atr,
            dec_ts):
     """The backtest loop: `step` for bars [start, stop) with simulated fills."""
     for i in range(start, stop):
-        fill_orders_nb(i, ts_open, open_, high, low, volume, price_impact, ep, fee_p, fill_p, inst, es, ei,
+        fill_orders_nb(i, ts_event, ts_open, open_, high, low, volume, price_impact, ep, fee_p, fill_p, inst, es, ei,
                        stop_p, stop_state, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts)
         decide_nb(i, ts_event, close, atr, ofi_ema5, cum_delta_slope, trade_intensity, high, low, open_,
                   price_impact, enter_long, enter_short, exit_long, exit_short, strength, source, regime_factor,
