@@ -84,7 +84,10 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
     dec_ts = np.zeros(cap, dtype=np.int64)
 
     b = inputs
-    bounds = np.linspace(0, n, min(chunks, n) + 1).astype(np.int64)
+    # chunks also bound how many trading-state changes accumulate between two reads of the ring log
+    n_chunks = min(n, max(chunks, n // 20_000))
+    bounds = np.linspace(0, n, n_chunks + 1).astype(np.int64)
+    changes: list[np.ndarray] = []
     with tqdm(total=n, unit="bar", desc="backtest", disable=not progress) as bar:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             k.run_nb(int(lo), int(hi), b.ts_event, b.ts_open, b.open, b.high, b.low, b.close, b.volume, b.atr,
@@ -92,6 +95,7 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
                      b.exit_long, b.exit_short, b.strength, b.source, b.regime_factor, b.flatten, ep, fee_p, fill_p,
                      inst, margin_p, brackets, fund_p, f_ts, f_rate, f_mark, es, ei, *ra[:8], ra.sm_log, stop_p,
                      stop_state, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts, dec, dec_ts)
+            changes.append(_drain_state_log(ra.sm, ra.sm_log, sum(c.shape[0] for c in changes)))
             bar.update(int(hi - lo))
     if engine.close_at_end and pos[k.SYM, S_QTY] != 0.0:
         _close_at_end(b, inst, fee_p, es, ei, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts)
@@ -103,7 +107,7 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
         equity=_equity(eq, eq_ts),
         fills=_fills(fills_frame(fills, fill_ts, acc, symbols)),
         trades=_trades(trades_frame(trades, trade_ts, acc, symbols)),
-        state_changes=_state_changes(ra.sm, ra.sm_log),
+        state_changes=_state_changes(changes),
         initial_equity=float(initial_equity),
         meta=RunMeta(symbols=tuple(symbols), bar_spec=bar_spec, start_ns=int(b.ts_open[0]),
                      end_ns=int(b.ts_event[-1])),
@@ -170,12 +174,20 @@ def _trades(t: pl.DataFrame) -> pl.DataFrame:
     })
 
 
-def _state_changes(sm: np.ndarray, log: np.ndarray) -> pl.DataFrame:
+def _drain_state_log(sm: np.ndarray, log: np.ndarray, already: int) -> np.ndarray:
+    """Rows of the trading-state ring log written since `already` changes had been read."""
     count = int(sm[S_LOG_COUNT])
-    if count > log.shape[0]:
-        raise RuntimeError(f"trading-state log overflow ({count} changes, capacity {log.shape[0]}): "
+    new = count - already
+    cap = log.shape[0]
+    if new > cap:
+        raise RuntimeError(f"{new} trading-state changes within one chunk overflowed the log (capacity {cap}): "
                            "raise risk.trading_state.log_capacity")
-    rows = log[:count]
+    idx = np.arange(already, count) % cap
+    return log[idx].copy()
+
+
+def _state_changes(chunks: list[np.ndarray]) -> pl.DataFrame:
+    rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
     return pl.DataFrame({"ts_event": rows[:, L_TS], "from_state": rows[:, L_FROM], "to_state": rows[:, L_TO],
                          "reason": rows[:, L_REASON]}, schema={"ts_event": pl.Int64, "from_state": pl.Int64,
                                                                "to_state": pl.Int64, "reason": pl.Int64})
