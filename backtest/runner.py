@@ -24,9 +24,12 @@ from execution.fees import fee_nb
 from execution.fill_model import instrument_params
 from execution.funding import prepare_series
 from execution.ledger import (ACC_N_FILLS, ACC_N_TRADES, EQ_EQUITY, EQ_GROSS_EXPOSURE, EQ_NET_EXPOSURE,
-                              EQ_WALLET, S_QTY, apply_fill_nb, equity_frame, fills_frame, mark_nb,
-                              new_account_state, new_equity_curve, new_fills_journal, new_position_state,
-                              new_trades_journal, record_equity_nb, trades_frame)
+                              EQ_WALLET, FL_FEE, FL_IS_MAKER, FL_ORDER_ID, FL_POSITION_AFTER, FL_PRICE, FL_QTY,
+                              FL_REASON, FL_SIDE, FL_SIGNAL_ID, N_EQ, S_QTY, TR_BARS_HELD, TR_ENTRY_PRICE,
+                              TR_ENTRY_REASON, TR_EXIT_PRICE, TR_EXIT_REASON, TR_FEES, TR_FUNDING, TR_GROSS_PNL,
+                              TR_NET_PNL, TR_QTY, TR_SIDE, TR_SIGNAL_ID, TRADE_TS_ENTRY, TRADE_TS_EXIT, apply_fill_nb,
+                              mark_nb, new_account_state, new_fills_journal, new_position_state, new_trades_journal,
+                              record_equity_nb)
 from risk.gate import RiskConfig, new_arrays
 from risk.state import L_FROM, L_REASON, L_TO, L_TS, S_LOG_COUNT
 from risk.stops import new_state as new_stop_state
@@ -79,7 +82,9 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
     cap = engine.journal_capacity or max(1024, n // 2 + 16)
     fills, fill_ts = new_fills_journal(cap)
     trades, trade_ts = new_trades_journal(cap)
-    eq, eq_ts = new_equity_curve(n)
+    # column-major, so each equity column becomes a frame column without a strided copy
+    eq = np.empty((n, N_EQ), dtype=np.float64, order="F")
+    eq_ts = np.zeros(n, dtype=np.int64)
     dec = np.zeros((cap, k.N_DECISION), dtype=np.float64)
     dec_ts = np.zeros(cap, dtype=np.int64)
 
@@ -105,8 +110,8 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
     symbols = [instrument.symbol]
     result = BacktestResult(
         equity=_equity(eq, eq_ts),
-        fills=_fills(fills_frame(fills, fill_ts, acc, symbols)),
-        trades=_trades(trades_frame(trades, trade_ts, acc, symbols)),
+        fills=_fills(fills[: int(acc[ACC_N_FILLS])], fill_ts[: int(acc[ACC_N_FILLS])], instrument.symbol),
+        trades=_trades(trades[: int(acc[ACC_N_TRADES])], trade_ts[: int(acc[ACC_N_TRADES])], instrument.symbol),
         state_changes=_state_changes(changes),
         initial_equity=float(initial_equity),
         meta=RunMeta(symbols=tuple(symbols), bar_spec=bar_spec, start_ns=int(b.ts_open[0]),
@@ -146,32 +151,30 @@ def _equity(eq: np.ndarray, eq_ts: np.ndarray) -> pl.DataFrame:
                          "gross_exposure": gross, "cash": e[:, EQ_WALLET]})
 
 
-def _fills(f: pl.DataFrame) -> pl.DataFrame:
-    """Ledger fills → FILL_SCHEMA, with the round trip each fill belongs to."""
-    pos_after = f["position_after"].to_numpy()
-    trade_id = np.zeros(f.height, dtype=np.int64)
-    current = 0
-    for j in range(f.height):  # a fill belongs to the trade open before it, or that it opens
-        trade_id[j] = current
-        if pos_after[j] == 0.0:
-            current += 1
+def _fills(f: np.ndarray, ts: np.ndarray, symbol: str) -> pl.DataFrame:
+    """Fills journal rows → FILL_SCHEMA, with the round trip each fill belongs to."""
+    pos_after = f[:, FL_POSITION_AFTER]
+    closed_before = np.concatenate([[0], np.cumsum(pos_after[:-1] == 0.0)]) if f.shape[0] else np.zeros(0)
     return pl.DataFrame({
-        "ts_event": f["ts"], "symbol": f["symbol"], "side": f["side"].cast(pl.Int64), "qty": f["qty"],
-        "price": f["price"], "fee": f["fee"], "is_maker": f["is_maker"], "reason": f["reason"].cast(pl.Int64),
-        "signal": f["signal_id"], "order_id": f["order_id"], "trade_id": trade_id,
+        "ts_event": ts, "symbol": [symbol] * f.shape[0], "side": f[:, FL_SIDE].astype(np.int64),
+        "qty": f[:, FL_QTY], "price": f[:, FL_PRICE], "fee": f[:, FL_FEE], "is_maker": f[:, FL_IS_MAKER] != 0.0,
+        "reason": f[:, FL_REASON].astype(np.int64), "signal": f[:, FL_SIGNAL_ID].astype(np.int64),
+        "order_id": f[:, FL_ORDER_ID].astype(np.int64), "trade_id": closed_before.astype(np.int64),
     })
 
 
-def _trades(t: pl.DataFrame) -> pl.DataFrame:
-    notional = t["entry_price"] * t["qty"]
+def _trades(t: np.ndarray, ts: np.ndarray, symbol: str) -> pl.DataFrame:
+    """Round-trip journal rows → TRADE_SCHEMA."""
+    notional = t[:, TR_ENTRY_PRICE] * t[:, TR_QTY]
     return pl.DataFrame({
-        "trade_id": np.arange(t.height, dtype=np.int64), "symbol": t["symbol"], "side": t["side"].cast(pl.Int64),
-        "entry_ts": t["entry_ts"], "exit_ts": t["exit_ts"], "entry_price": t["entry_price"],
-        "exit_price": t["exit_price"], "qty": t["qty"], "gross_pnl": t["gross_pnl"], "fees": t["fees"],
-        "funding": t["funding"], "pnl": t["net_pnl"], "entry_reason": t["entry_reason"].cast(pl.Int64),
-        "exit_reason": t["exit_reason"].cast(pl.Int64), "signal": t["signal_id"], "bars_held": t["bars_held"],
-        "return": t["net_pnl"] / notional,
-    })
+        "trade_id": np.arange(t.shape[0], dtype=np.int64), "symbol": [symbol] * t.shape[0],
+        "side": t[:, TR_SIDE].astype(np.int64), "entry_ts": ts[:, TRADE_TS_ENTRY], "exit_ts": ts[:, TRADE_TS_EXIT],
+        "entry_price": t[:, TR_ENTRY_PRICE], "exit_price": t[:, TR_EXIT_PRICE], "qty": t[:, TR_QTY],
+        "gross_pnl": t[:, TR_GROSS_PNL], "fees": t[:, TR_FEES], "funding": t[:, TR_FUNDING], "pnl": t[:, TR_NET_PNL],
+        "entry_reason": t[:, TR_ENTRY_REASON].astype(np.int64), "exit_reason": t[:, TR_EXIT_REASON].astype(np.int64),
+        "signal": t[:, TR_SIGNAL_ID].astype(np.int64), "bars_held": t[:, TR_BARS_HELD].astype(np.int64),
+        "return": t[:, TR_NET_PNL] / notional,
+    }, schema_overrides={"symbol": pl.Utf8})
 
 
 def _drain_state_log(sm: np.ndarray, log: np.ndarray, already: int) -> np.ndarray:
@@ -193,4 +196,4 @@ def _state_changes(chunks: list[np.ndarray]) -> pl.DataFrame:
                                                                "to_state": pl.Int64, "reason": pl.Int64})
 
 
-__all__ = ["EngineRun", "FundingSeries", "run_engine", "equity_frame"]
+__all__ = ["EngineRun", "FundingSeries", "run_engine"]
