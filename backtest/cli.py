@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one experiment YAML and write its report",
                        description="Prepare the data (synthesis / catalog / klines), build bars, features and "
                        "signals, run the engine (plus slippage reruns at the configured multipliers), and write "
-                       "report.html, metrics.json, trades/fills/equity/decisions Parquet and the resolved "
+                       "report.html, metrics.json, trades/fills/equity/decisions/margin Parquet and the resolved "
                        "config with its hash into the output folder.")
     p.add_argument("--config", type=Path, required=True, help="experiment YAML (configs/backtest/*.yaml)")
     p.add_argument("--out", type=Path, help="output folder (default var/backtest/<name>)")
@@ -57,6 +57,7 @@ def _run(args) -> int:
     result.fills.write_parquet(out / "fills.parquet")
     result.equity.write_parquet(out / "equity.parquet")
     exp.runs[1.0].decisions.write_parquet(out / "decisions.parquet")
+    exp.runs[1.0].margin.write_parquet(out / "margin.parquet")
     (out / "config.json").write_text(json.dumps({"config_hash": cfg.config_hash(), "config": result.config},
                                                 indent=2, sort_keys=True))
     m = compute_metrics(result)

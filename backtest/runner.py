@@ -46,10 +46,12 @@ class FundingSeries:
 
 @dataclass
 class EngineRun:
-    """A finished run: the result plus the raw decision journal (for parity checks)."""
+    """A finished run: the result, the decision journal (for parity checks) and the margin ratio
+    (maintenance margin / margin balance; 0 when flat) at every bar close."""
 
     result: BacktestResult
     decisions: pl.DataFrame
+    margin: pl.DataFrame
 
 
 def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSettings, risk: RiskConfig,
@@ -83,7 +85,7 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
     fills, fill_ts = new_fills_journal(cap)
     trades, trade_ts = new_trades_journal(cap)
     # column-major, so each equity column becomes a frame column without a strided copy
-    eq = np.empty((n, N_EQ), dtype=np.float64, order="F")
+    eq = np.empty((n, N_EQ + 1), dtype=np.float64, order="F")  # + the margin ratio column
     eq_ts = np.zeros(n, dtype=np.int64)
     dec = np.zeros((cap, k.N_DECISION), dtype=np.float64)
     dec_ts = np.zeros(cap, dtype=np.int64)
@@ -125,7 +127,8 @@ def run_engine(inputs: BarInputs, *, instrument: Instrument, engine: EngineSetti
         "qty": dec[:nd, k.D_QTY], "reason": dec[:nd, k.D_REASON].astype(np.int64),
         "signal": dec[:nd, k.D_SIGNAL].astype(np.int64), "is_entry": dec[:nd, k.D_IS_ENTRY] != 0.0,
     })
-    return EngineRun(result=result, decisions=decisions)
+    margin = pl.DataFrame({"ts_event": eq_ts, "margin_ratio": eq[:, N_EQ]})
+    return EngineRun(result=result, decisions=decisions, margin=margin)
 
 
 def _close_at_end(b, inst, fee_p, es, ei, pos, pos_ts, acc, fills, fill_ts, trades, trade_ts, eq, eq_ts):

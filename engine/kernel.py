@@ -35,7 +35,7 @@ from execution.fees import fee_nb
 from execution.fill_model import (I_CONTRACT_SIZE, I_IS_PERP, I_MIN_QTY, I_TICK, fillable_qty_nb, limit_fill_nb,
                                   market_eligible_nb, market_fill_price_nb, round_qty_down_nb, stop_fill_nb)
 from execution.funding import funding_step_constant_nb, funding_step_series_nb
-from execution.ledger import (ACC_N_TRADES, ACC_WALLET, S_QTY, TR_ENTRY_PRICE, TR_NET_PNL, TR_QTY,
+from execution.ledger import (ACC_N_TRADES, ACC_WALLET, N_EQ, S_QTY, TR_ENTRY_PRICE, TR_NET_PNL, TR_QTY,
                               apply_fill_nb, mark_nb, record_equity_nb)
 from execution.margin import liquidation_check_nb, margin_ratio_nb
 from risk.gate import on_bar_nb, on_entry_nb, on_trade_closed_nb, size_entry_nb
@@ -323,8 +323,12 @@ def decide_nb(i, ts_event, close, atr, ofi_ema5, cum_delta_slope, trade_intensit
         _report_closed_trades(ep, es, rp, rs_daily, rs_losses, rs_kelly, rs_sm, rs_sm_log, stop_state, acc,
                               trades, ts, equity)
     state = _ACTIVE
+    mr = 0.0
+    if pos[SYM, S_QTY] != 0.0 and inst[I_IS_PERP] != 0.0:
+        mr = margin_ratio_nb(margin_p, brackets, pos, acc, SYM)
+    if eq.shape[1] > N_EQ:  # the runner's curve carries one more column: the margin ratio per bar
+        eq[i, N_EQ] = mr
     if ep[P_RISK] != 0.0:
-        mr = margin_ratio_nb(margin_p, brackets, pos, acc, SYM) if pos[SYM, S_QTY] != 0.0 else 0.0
         state = on_bar_nb(rp, rs_daily, rs_drawdown, rs_liquidity, rs_sm, rs_sm_log, ts, equity,
                           trade_intensity[i], mr, flatten[i])
     # 5. decisions at the close

@@ -65,3 +65,21 @@ def test_margin_use_above_the_threshold_reduces_the_position_automatically():
     reduce = fills.filter(fills["reason"] == int(Reason.REDUCE_MARGIN))
     assert reduce["ts_event"][0] == int(s.ts_open[6]) and reduce["qty"][0] == pytest.approx(entry_qty / 2, abs=1e-3)
     assert not (fills["reason"] == int(Reason.LIQUIDATION)).any()
+
+
+def test_margin_ratio_is_recorded_every_bar():
+    """The per-bar margin ratio the state machine sees is part of the run (0 while flat)."""
+    from execution import MarginConfig
+    from tests.unit.test_engine_scenarios import BRACKETS
+
+    s = Scenario(8)
+    s.el[2] = True
+    run = s.run(venue=venue_config(margin=MarginConfig(mode="cross", default_leverage=5.0,
+                                                       default_brackets=BRACKETS)))
+    mr = run.margin["margin_ratio"].to_numpy()
+    assert run.margin.height == 8 and (mr[:3] == 0.0).all()
+    qty = run.result.fills["qty"][0]
+    # held from bar 3: maintenance = notional·0.4 % (first bracket, cum 0) over equity at each close
+    eq = run.result.equity["equity"].to_numpy()
+    expect = qty * 100.0 * 0.004 / eq[3]
+    assert mr[3] == pytest.approx(expect, rel=1e-9)
