@@ -62,8 +62,8 @@ from execution import (
 from execution.fill_model import instrument_params
 from execution.ledger import (
     ACC_N_FILLS,
+    N_EQ,
     new_account_state,
-    new_equity_curve,
     new_fills_journal,
     new_position_state,
     new_trades_journal,
@@ -138,7 +138,8 @@ def kernel_args(b: BarInputs, *, instrument: Instrument, engine: EngineSettings,
     cap = engine.journal_capacity or max(1024, n // 2 + 16)
     fills, fill_ts = new_fills_journal(cap)
     trades, trade_ts = new_trades_journal(cap)
-    eq, eq_ts = new_equity_curve(n)
+    # the runner's layout: column-major, one extra column for the per-bar margin ratio
+    eq, eq_ts = np.empty((n, N_EQ + 1), order="F"), np.zeros(n, dtype=np.int64)
     return (0, n, b.ts_event, b.ts_open, b.open, b.high, b.low, b.close, b.volume, b.atr, b.price_impact, b.ofi_ema5,
             b.cum_delta_slope, b.trade_intensity, b.enter_long, b.enter_short, b.exit_long, b.exit_short,
             b.strength, b.source, b.regime_factor, b.flatten, ep, venue.fees.to_params(),
