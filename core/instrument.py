@@ -55,10 +55,15 @@ def _decimals(step: float) -> int:
 
 
 def round_to_step_down(x: float, step: float) -> float:
-    """floor(|x|/step)·step with the sign of x, robust to binary representation (0.3/0.1 = 2.9999…)."""
+    """floor(|x|/step)·step with the sign of x, robust to binary representation (0.3/0.1 = 2.9999…).
+
+    `execution.fill_model.round_qty_down_nb` is the same rule in numba (tested to agree)."""
     if not math.isfinite(x):
         raise ValueError(f"cannot round non-finite quantity {x!r}")
-    units = math.floor(abs(x) / step + 1e-9)
+    r = abs(x) / step
+    # a grid point divides to within a few ulps of an integer (2233345.4 / 0.1 = 22333453.999999996):
+    # the tolerance is relative so large quantities are not cut a whole step
+    units = math.floor(r + 1e-9 + r * 1e-12)
     return math.copysign(round(units * step, _decimals(step)), x) if units else 0.0
 
 

@@ -95,10 +95,11 @@ def instrument_params(instruments: Sequence[Instrument]) -> np.ndarray:
 def round_qty_down_nb(qty, inst):
     """`Instrument.round_qty_down` in numba: toward zero to the lot step, bit-identical result.
 
-    floor(|qty|/step + 1e-9) steps; the integer numerator divided by 10**decimals gives the double
+    floor(|qty|/step + 1e-9 + 1e-12·|qty|/step) steps; the integer numerator divided by 10**decimals gives the double
     nearest the decimal value, which is what Python's round(units*step, decimals) returns.
     """
-    units = math.floor(abs(qty) / inst[I_STEP] + 1e-9)
+    r = abs(qty) / inst[I_STEP]
+    units = math.floor(r + 1e-9 + r * 1e-12)  # relative tolerance: see core.instrument.round_to_step_down
     if units <= 0.0:
         return 0.0
     q = units * inst[I_STEP_UNITS] / inst[I_STEP_SCALE]

@@ -12,6 +12,12 @@ from core.instrument import Instrument, round_to_step_down
 BTC = Instrument(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=5.0)
 
 
+def test_large_quantities_on_the_grid_stay_put():
+    # 2233345.4 / 0.1 = 22333453.999999996 in binary: an absolute 1e-9 tolerance cut it a whole step
+    assert round_to_step_down(2233345.4, 0.1) == 2233345.4
+    assert round_to_step_down(123456789.123, 0.001) == 123456789.123
+
+
 def test_rounding_by_hand():
     assert BTC.round_qty_down(0.0019) == 0.001
     assert BTC.round_qty_down(0.3) == 0.3  # 0.3 / 0.001 = 299.99999999999994 in binary: still 300 steps
@@ -25,7 +31,7 @@ def test_rounding_by_hand():
 def test_round_down_is_exact_on_grid_points_and_never_rounds_up(units, step):
     x = units * step
     r = round_to_step_down(x, step)
-    assert abs(r - x) <= step * 1e-6  # a grid point stays itself
+    assert r == round(units * step, 12) or abs(r - x) <= abs(x) * 1e-15  # a grid point stays itself
     assert round_to_step_down(x + step * 0.5, step) <= x + step * 0.5
 
 
