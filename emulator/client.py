@@ -10,9 +10,12 @@ the emulator's answers raise exactly the exception classes the real hosts would.
 
 from __future__ import annotations
 
-import ccxt
+from urllib.parse import urlsplit
 
-from market.ingest.rest import make_binance_client
+import ccxt
+import ccxt.pro
+
+from market.ingest.rest import _rebase_tree, make_binance_client
 
 _TABLE = {"spot": "spot", "usdm": "linear"}
 
@@ -23,6 +26,32 @@ def make_emulator_client(market: str, base_url: str, api_key: str | None = None,
     table = client.exceptions.get(_TABLE[market], {})
 
     def by_market(url, exact_or_broad):  # noqa: ARG001 — same signature as ccxt's method
+        return table.get(exact_or_broad, {})
+
+    client.get_exceptions_by_url = by_market
+    return client
+
+
+def make_emulator_pro_client(market: str, base_url: str, api_key: str | None = None,
+                             secret: str | None = None) -> ccxt.pro.Exchange:
+    """The async ccxt.pro client (ccxt.pro.binance / binanceusdm) with the same set-up as
+    `make_emulator_client`: every URL rebased (websockets included: ws://host/ws, /ws-api/v3, ...),
+    /sapi calls off, ccxt's limiter off, the market's error table. Close it with `await ex.close()`."""
+    classes = {"spot": ccxt.pro.binance, "usdm": ccxt.pro.binanceusdm}
+    params: dict = {"enableRateLimit": False}
+    if api_key is not None:
+        params["apiKey"] = api_key
+    if secret is not None:
+        params["secret"] = secret
+    client = classes[market](params)
+    client.options["fetchMarkets"] = {**client.options.get("fetchMarkets", {}),
+                                      "types": ["spot"] if market == "spot" else ["linear"]}
+    client.urls["api"] = _rebase_tree(client.urls["api"], urlsplit(base_url))
+    client.options["fetchCurrencies"] = False
+    client.options["fetchMargins"] = False
+    table = client.exceptions.get(_TABLE[market], {})
+
+    def by_market(url, exact_or_broad):  # same signature as ccxt's method
         return table.get(exact_or_broad, {})
 
     client.get_exceptions_by_url = by_market

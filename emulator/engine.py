@@ -28,6 +28,7 @@ as the backtest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -104,6 +105,7 @@ class Order:
     lock_per_unit: float = 0.0
     im_per_unit: float = 0.0
     fills: list[Fill] = field(default_factory=list)
+    cancel_client_id: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -177,6 +179,10 @@ class Engine:
         self._next_order_id = 1
         self._next_trade_id = 1
         self._open: dict[str, list[Order]] = {s: [] for s in self.symbols}
+        # Order-event listener (the websocket user-data streams, emulator.ws_user): called under the
+        # engine lock as listener(account, order, kind, fill, ts_ms) with kind NEW | TRADE | CANCELED |
+        # EXPIRED | TRIGGERED, right after the order's state changed (the order is read at once).
+        self.listener: Callable[[Account, Order, str, Fill | None, int], None] | None = None
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -293,6 +299,7 @@ class Engine:
             self._reserve_margin(acct, order, ref)
         self._next_order_id += 1
         acct.orders[order.order_id] = order
+        self._emit(acct, order, "NEW", None, now)
         if exec_kind == "limit" and trigger is None and tif in ("IOC", "FOK") and not marketable:
             self._finish(acct, order, "EXPIRED", now)  # nothing to take now: expires at once
         else:
@@ -414,9 +421,12 @@ class Engine:
         open_ = [o for o in matches if o.is_open]
         return (open_ or matches)[-1]
 
-    def cancel(self, acct: Account, order: Order) -> Order:
+    def cancel(self, acct: Account, order: Order, cancel_client_id: str | None = None) -> Order:
+        """Cancel an open order; `cancel_client_id` (spot: the cancel request's newClientOrderId) is
+        what the spot executionReport of the cancel carries as `c`."""
         if not order.is_open:
             raise E.err(E.UNKNOWN_ORDER)
+        order.cancel_client_id = cancel_client_id
         self._finish(acct, order, "CANCELED", self.now_ms())
         return order
 
@@ -439,6 +449,7 @@ class Engine:
                     continue
                 o.triggered = True
                 o.update_ms = ts_ms
+                self._emit(acct, o, "TRIGGERED", None, ts_ms)
                 if o.exec_kind == "market":
                     if o.trigger == "stop":
                         _, fp = stop_fill_nb(prm, o.side, o.stop_price, o.remaining, p, p, p, 0.0)
@@ -518,12 +529,14 @@ class Engine:
         o.cum_quote += notional
         o.update_ms = ts_ms
         acct.update_ms = ts_ms
-        if o.executed >= o.qty - 1e-12:
+        done = o.executed >= o.qty - 1e-12
+        if done:
             self._finish(acct, o, "FILLED", ts_ms)
         else:
             o.status = "PARTIALLY_FILLED"
-            if o.reduce_only and acct.ledger.position(o.symbol).qty == 0:
-                self._finish(acct, o, "EXPIRED", ts_ms)
+        self._emit(acct, o, "TRADE", f, ts_ms)
+        if not done and o.reduce_only and acct.ledger.position(o.symbol).qty == 0:
+            self._finish(acct, o, "EXPIRED", ts_ms)
 
     def _finish(self, acct: Account, o: Order, status: str, ts_ms: int) -> None:
         """Final state: release what the order still holds (spot lock / usdm open-order margin)."""
@@ -537,3 +550,9 @@ class Engine:
         o.status = status
         o.update_ms = ts_ms
         acct.update_ms = ts_ms
+        if status != "FILLED":  # a fill's own TRADE event carries FILLED
+            self._emit(acct, o, status, None, ts_ms)
+
+    def _emit(self, acct: Account, o: Order, kind: str, fill: Fill | None, ts_ms: int) -> None:
+        if self.listener is not None:
+            self.listener(acct, o, kind, fill, ts_ms)

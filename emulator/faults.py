@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import threading
 import time
+import zlib
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from core.config import FrozenConfig
 from emulator.config import FaultConfig, FaultRule
 
 
@@ -123,3 +127,74 @@ class FaultGate:
     def finish(self, rec: RequestRecord, status: int, code: int | None, fault: str | None) -> None:
         with self._lock:
             self.records[rec.n - 1] = replace(rec, status=status, code=code, fault=fault)
+
+
+# -- websocket faults (emulator.ws_market / ws_user) ------------------------------------------------
+
+
+class WsFaultRule(FrozenConfig):
+    """A websocket fault on the messages whose label contains `stream` (None: every message).
+
+    Labels are the stream names ("btcusdt@depth@100ms", "btcusdt@aggTrade", ...) and, for user-data
+    messages, "user@<event type>" ("user@executionReport", "user@ORDER_TRADE_UPDATE", ...). Counting is
+    per connection from the rule's installation: matching messages number `at`, …, `at + times − 1`
+    (times None: all from `at` on) are each hit with `probability` (seeded: one generator per rule,
+    connection and label, so a run is reproducible whatever else is connected).
+
+    - drop: the message is not sent (the client sees a gap in update ids / trade ids);
+    - delay: the message is sent `delay_s` later (later messages on that connection wait behind it,
+      as on one TCP stream);
+    - close: the server closes the connection instead of sending the message (close frame 1001, or
+      the TCP connection is aborted when `abrupt`).
+    """
+
+    kind: Literal["drop", "delay", "close"]
+    stream: str | None = None
+    probability: float = Field(1.0, ge=0.0, le=1.0)
+    at: int = Field(1, ge=1)
+    times: int | None = Field(1, ge=1)
+    delay_s: float = Field(0.0, ge=0.0, le=60.0)
+    abrupt: bool = False
+
+
+class WsFaultGate:
+    """Decides, per connection and message, whether a websocket fault fires (loop thread only)."""
+
+    def __init__(self, rules: tuple[WsFaultRule, ...] = (), seed: int = 0):
+        self.seed = seed
+        self._rules: list[tuple[int, WsFaultRule]] = []  # (rule id, rule); ids never reused
+        self._next_id = 0
+        self._seen: dict[tuple[int, int], int] = {}  # (rule id, connection id) → matching messages
+        self._rngs: dict[tuple[int, int, str], np.random.Generator] = {}
+        self.fired: list[tuple[str, int, str]] = []  # (kind, connection id, label)
+        for r in rules:
+            self.add(r)
+
+    def add(self, rule: WsFaultRule) -> None:
+        """Install `rule`; its `at` counts matching messages from now on."""
+        self._rules.append((self._next_id, rule))
+        self._next_id += 1
+
+    def clear(self) -> None:
+        self._rules.clear()
+
+    def decide(self, conn_id: int, label: str) -> WsFaultRule | None:
+        hit = None
+        for k, r in self._rules:
+            if r.stream is not None and r.stream not in label:
+                continue
+            n = self._seen.get((k, conn_id), 0) + 1
+            self._seen[(k, conn_id)] = n
+            if hit is not None or n < r.at or (r.times is not None and n >= r.at + r.times):
+                continue
+            if r.probability < 1.0:
+                key = (k, conn_id, label)
+                rng = self._rngs.get(key)
+                if rng is None:
+                    rng = self._rngs[key] = np.random.default_rng([self.seed, k, conn_id, zlib.crc32(label.encode())])
+                if rng.random() >= r.probability:
+                    continue
+            hit = r
+        if hit is not None:
+            self.fired.append((hit.kind, conn_id, label))
+        return hit

@@ -24,6 +24,7 @@ from emulator.auth import check_api_key, verify_signed
 from emulator.engine import Engine
 from emulator.errors import ApiError
 from emulator.faults import FaultGate, RequestRecord
+from emulator.ws_market import depth_snapshot
 
 # (method, path) → (handler name, weight, signed)
 _SPOT_ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {
@@ -41,6 +42,9 @@ _SPOT_ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {
     ("GET", "/api/v3/allOrders"): ("all_orders", 20, True),
     ("GET", "/api/v3/myTrades"): ("my_trades", 20, True),
     ("GET", "/api/v3/account"): ("spot_account", 20, True),
+    ("POST", "/api/v3/userDataStream"): ("listen_key_new", 2, False),
+    ("PUT", "/api/v3/userDataStream"): ("listen_key_keepalive", 2, False),
+    ("DELETE", "/api/v3/userDataStream"): ("listen_key_delete", 2, False),
 }
 _USDM_ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {
     ("GET", "/fapi/v1/ping"): ("ping", 1, False),
@@ -70,7 +74,12 @@ _USDM_ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {
     ("GET", "/fapi/v3/balance"): ("usdm_balance", 5, True),
     ("GET", "/fapi/v2/positionRisk"): ("position_risk_v2", 5, True),
     ("GET", "/fapi/v3/positionRisk"): ("position_risk_v3", 5, True),
+    ("POST", "/fapi/v1/listenKey"): ("listen_key_new", 1, False),
+    ("PUT", "/fapi/v1/listenKey"): ("listen_key_keepalive", 1, False),
+    ("DELETE", "/fapi/v1/listenKey"): ("listen_key_delete", 1, False),
 }
+# USER_STREAM endpoints: the API key header is required, no signature (as Binance)
+_KEY_ONLY = ("listen_key_new", "listen_key_keepalive", "listen_key_delete")
 
 
 _ALGO_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
@@ -99,9 +108,13 @@ class RestApi:
         self.wall_ms = wall_ms
         self.routes = _SPOT_ROUTES if engine.market == Market.SPOT else _USDM_ROUTES
         self.secrets = {k: a.cfg.secret for k, a in engine.accounts.items()}
+        self.user_streams = None  # emulator.ws_user.UserStreams (listenKeys), set by the server
 
-    def app(self) -> web.Application:
+    def app(self, setup: Callable[[web.Application], None] | None = None) -> web.Application:
+        """The aiohttp app; `setup(app)` adds routes (the websockets) ahead of the REST catch-all."""
         app = web.Application()
+        if setup is not None:
+            setup(app)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -154,6 +167,9 @@ class RestApi:
                     secret = check_api_key(api_key, self.secrets)
                     verify_signed(query, body, params, secret, self.wall_ms(), self.engine.cfg.default_recv_window_ms)
                     acct = self.engine.accounts[api_key]
+                elif name in _KEY_ONLY:
+                    check_api_key(api_key, self.secrets)
+                    acct = self.engine.accounts[api_key]
                 self.engine.sync()
                 payload = getattr(self, "h_" + name)(params, acct)
             status, code = 200, None
@@ -195,7 +211,7 @@ class RestApi:
     def h_depth(self, params, acct):
         sym = self.engine.symbol_of(params)
         limit = _int(params, "limit", 100, 1, 5000)
-        return wire.depth(self.engine, sym, limit)
+        return depth_snapshot(self.engine, sym, limit)  # the book the depth streams diff
 
     def h_agg_trades(self, params, acct):
         sym = self.engine.symbol_of(params)
@@ -253,12 +269,14 @@ class RestApi:
     def h_cancel_order(self, params, acct):
         sym = self.engine.symbol_of(params)
         o = self.engine.find(acct, sym, params, E.UNKNOWN_ORDER)
-        self.engine.cancel(acct, o)
-        return wire.cancel_json(self.engine, o, params.get("newClientOrderId") or f"cancel{o.order_id:08d}")
+        cancel_cid = params.get("newClientOrderId") or f"cancel{o.order_id:08d}"
+        self.engine.cancel(acct, o, cancel_cid)
+        return wire.cancel_json(self.engine, o, cancel_cid)
 
     def h_cancel_all(self, params, acct):
         sym = self.engine.symbol_of(params)
-        done = [self.engine.cancel(acct, o) for o in list(acct.orders.values()) if o.symbol == sym and o.is_open]
+        done = [self.engine.cancel(acct, o, f"cancel{o.order_id:08d}") for o in list(acct.orders.values())
+                if o.symbol == sym and o.is_open]
         if self.engine.market == Market.USDM:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
         return [wire.cancel_json(self.engine, o, f"cancel{o.order_id:08d}") for o in done]
@@ -374,3 +392,22 @@ class RestApi:
     def h_all_algos(self, params, acct):
         sym = self.engine.symbol_of(params)
         return [wire.algo_json(o) for o in acct.orders.values() if o.trigger is not None and o.symbol == sym]
+
+    # -- user data stream listenKeys (API key only; emulator.ws_user) ----------------------------
+
+    def _user(self):
+        if self.user_streams is None:
+            raise ApiError(-1000, "User data streams are not enabled on this server.")
+        return self.user_streams
+
+    def h_listen_key_new(self, params, acct):
+        return {"listenKey": self._user().keys.create(acct.cfg.api_key)}
+
+    def h_listen_key_keepalive(self, params, acct):
+        key = self._user().keys.keepalive(acct.cfg.api_key, params.get("listenKey"),
+                                          required=self.engine.market == Market.SPOT)
+        return {} if self.engine.market == Market.SPOT else {"listenKey": key}
+
+    def h_listen_key_delete(self, params, acct):
+        self._user().delete(acct.cfg.api_key, params.get("listenKey"), required=self.engine.market == Market.SPOT)
+        return {}

@@ -4,6 +4,7 @@
         client = emu.client()             # a ccxt client pointed at emu.base_url
         emu.advance_trades("BTCUSDT", 1)  # market time → the next trade (manual clock)
         emu.records("order")              # the request log
+        ex = emu.pro_client()             # a ccxt.pro client: market streams and user data over websockets
 
 Market time starts at `start + warmup`: the warm-up trades are history (served, never matched).
 """
@@ -20,9 +21,10 @@ from aiohttp import web
 from core.time import NS_PER_MS
 from emulator.config import EmulatorConfig, FaultRule
 from emulator.engine import Engine
-from emulator.faults import FaultGate, RequestRecord
+from emulator.faults import FaultGate, RequestRecord, WsFaultRule
 from emulator.replay import ReplayClock, Tape, build_tape
 from emulator.rest import RestApi
+from emulator.ws_market import WsConfig, WsHub
 
 
 def wall_clock_ms() -> int:
@@ -32,7 +34,8 @@ def wall_clock_ms() -> int:
 class EmulatorServer:
     """The emulator: tapes, clock, engine, fault gate and the aiohttp server (port 0 = ephemeral)."""
 
-    def __init__(self, config: EmulatorConfig, *, port: int = 0, wall_ms: Callable[[], int] = wall_clock_ms):
+    def __init__(self, config: EmulatorConfig, *, port: int = 0, wall_ms: Callable[[], int] = wall_clock_ms,
+                 ws: WsConfig | None = None):
         self.config = config
         self.port = port
         self.tapes: dict[str, Tape] = {s.instrument.symbol: build_tape(config, s) for s in config.symbols}
@@ -44,6 +47,8 @@ class EmulatorServer:
         self.api = RestApi(self.engine, self.gate, self.lock, wall_ms)
         with self.lock:
             self.engine.sync()
+        self.ws = WsHub(self.engine, self.lock, ws or WsConfig(), wall_ms)  # websockets (emulator.ws_market)
+        self.api.user_streams = self.ws.user
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -60,7 +65,8 @@ class EmulatorServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+                self._runner = web.AppRunner(self.api.app(self.ws.setup), access_log=None, handle_signals=False,
+                                             shutdown_timeout=2.0)
                 loop.run_until_complete(self._runner.setup())
                 site = web.TCPSite(self._runner, "127.0.0.1", self.port)
                 loop.run_until_complete(site.start())
@@ -115,6 +121,7 @@ class EmulatorServer:
         with self.lock:
             self.clock.set(ts_ns)
             self.engine.sync()
+        self.ws.wake()
 
     def advance_trades(self, symbol: str, n: int = 1) -> list[int]:
         """Manual clock: move to the n-th not-yet-matched trade of `symbol` (and all trades of every
@@ -137,6 +144,38 @@ class EmulatorServer:
 
     def add_fault(self, rule: FaultRule) -> None:
         self.gate.add(rule)
+
+    def add_ws_fault(self, rule: WsFaultRule) -> None:
+        """Install a websocket fault (drop / delay / close of matching stream messages)."""
+        self.ws.faults.add(rule)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1)
+
+    def adjust_balance(self, asset: str, delta: float, api_key: str | None = None) -> None:
+        """A deposit (delta > 0) or withdrawal outside trading: spot balanceUpdate +
+        outboundAccountPosition, usdm ACCOUNT_UPDATE (m DEPOSIT / WITHDRAW) on the user streams."""
+        from execution.ledger import ACC_WALLET
+
+        acct = self.engine.accounts[api_key or self.config.accounts[0].api_key]
+        with self.lock:
+            if acct.ledger is not None:
+                if asset != "USDT":
+                    raise ValueError("usdm: only the USDT wallet can be adjusted")
+                acct.ledger.acc[ACC_WALLET] += delta
+            else:
+                acct.balances.setdefault(asset, [0.0, 0.0])[0] += delta
+            self.ws.user.balance_event(acct, asset, delta)
+
+    def pro_client(self, api_key: str | None = None, secret: str | None = None):
+        """An async ccxt.pro client for this emulator (see `emulator.client.make_emulator_pro_client`)."""
+        from emulator.client import make_emulator_pro_client
+
+        acct = self.config.accounts[0]
+        return make_emulator_pro_client(self.config.market.value, self.base_url,
+                                        api_key if api_key is not None else acct.api_key,
+                                        secret if secret is not None else acct.secret)
 
     def clear_faults(self) -> None:
         self.gate.clear()
