@@ -135,6 +135,10 @@ class Account:
             self.ledger = Ledger(instruments, float(cfg.balances.get("USDT", 0.0)),
                                  leverage=[min(cfg.leverage, i.max_leverage) for i in instruments])
         self.orders: dict[int, Order] = {}
+        # indexes so that placing and querying stay O(1)-ish however many orders an account has had
+        self.open_orders: dict[int, Order] = {}
+        self.by_client_id: dict[str, list[Order]] = {}
+        self.open_margin = 0.0  # Σ initial margin still held by open orders (USD-M), kept incrementally
         self.fills: list[Fill] = []
         self.update_ms = 0
 
@@ -271,7 +275,7 @@ class Engine:
 
         # client order id: unique among the account's OPEN orders (Binance's rule)
         cid = params.get("newClientOrderId") or f"emu{self._next_order_id:08d}"
-        if any(o.client_id == cid and o.is_open for o in acct.orders.values()):
+        if any(o.is_open for o in acct.by_client_id.get(cid, ())):
             raise E.err(E.SPOT_DUPLICATE if spot else E.FUT_DUPLICATE)
 
         # immediate-trigger and post-only checks against the last trade price
@@ -299,6 +303,9 @@ class Engine:
             self._reserve_margin(acct, order, ref)
         self._next_order_id += 1
         acct.orders[order.order_id] = order
+        acct.open_orders[order.order_id] = order
+        acct.open_margin += order.im_per_unit * order.remaining
+        acct.by_client_id.setdefault(order.client_id, []).append(order)
         self._emit(acct, order, "NEW", None, now)
         if exec_kind == "limit" and trigger is None and tif in ("IOC", "FOK") and not marketable:
             self._finish(acct, order, "EXPIRED", now)  # nothing to take now: expires at once
@@ -354,7 +361,7 @@ class Engine:
         order.lock_asset, order.lock_per_unit = asset, per_unit
 
     def _open_order_margin(self, acct: Account) -> float:
-        return sum(o.im_per_unit * o.remaining for o in acct.orders.values() if o.is_open)
+        return max(acct.open_margin, 0.0)
 
     def _reserve_margin(self, acct: Account, order: Order, ref: float | None) -> None:
         if order.reduce_only:
@@ -415,7 +422,7 @@ class Engine:
             if o is None or o.symbol != sym or (cid is not None and o.client_id != cid):
                 raise E.err(on_missing)
             return o
-        matches = [o for o in acct.orders.values() if o.client_id == cid and o.symbol == sym]
+        matches = [o for o in acct.by_client_id.get(cid, ()) if o.symbol == sym]
         if not matches:
             raise E.err(on_missing)
         open_ = [o for o in matches if o.is_open]
@@ -525,7 +532,10 @@ class Engine:
         self._next_trade_id += 1
         o.fills.append(f)
         acct.fills.append(f)
+        rem0 = o.remaining
         o.executed = round(o.executed + qty, dec)
+        if o.order_id in acct.open_orders:
+            acct.open_margin -= o.im_per_unit * (rem0 - o.remaining)
         o.cum_quote += notional
         o.update_ms = ts_ms
         acct.update_ms = ts_ms
@@ -547,6 +557,10 @@ class Engine:
             bal[0] += left
             if abs(bal[1]) < 1e-9:
                 bal[1] = 0.0
+        if acct.open_orders.pop(o.order_id, None) is not None:
+            acct.open_margin -= o.im_per_unit * o.remaining
+            if not acct.open_orders:
+                acct.open_margin = 0.0  # nothing open: no rounding residue survives
         o.status = status
         o.update_ms = ts_ms
         acct.update_ms = ts_ms

@@ -275,7 +275,7 @@ class RestApi:
 
     def h_cancel_all(self, params, acct):
         sym = self.engine.symbol_of(params)
-        done = [self.engine.cancel(acct, o, f"cancel{o.order_id:08d}") for o in list(acct.orders.values())
+        done = [self.engine.cancel(acct, o, f"cancel{o.order_id:08d}") for o in list(acct.open_orders.values())
                 if o.symbol == sym and o.is_open]
         if self.engine.market == Market.USDM:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
@@ -285,7 +285,7 @@ class RestApi:
         sym = params.get("symbol")
         if sym is not None:
             sym = self.engine.symbol_of(params)
-        return [wire.order_json(self.engine, o) for o in acct.orders.values()
+        return [wire.order_json(self.engine, o) for o in acct.open_orders.values()
                 if o.is_open and (sym is None or o.symbol == sym)
                 and (self.engine.market == Market.SPOT or o.trigger is None or o.triggered)]
 

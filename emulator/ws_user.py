@@ -285,9 +285,9 @@ class UserStreams:
         return out
 
     def _order_update(self, acct: Account, o: Order, x: str, f: Fill | None, now: int, ts: int) -> dict:
-        bids = sum(q.remaining * (q.price or 0.0) for q in acct.orders.values()
+        bids = sum(q.remaining * (q.price or 0.0) for q in acct.open_orders.values()
                    if q.is_open and q.symbol == o.symbol and q.side == 1 and (q.trigger is None or q.triggered))
-        asks = sum(q.remaining * (q.price or 0.0) for q in acct.orders.values()
+        asks = sum(q.remaining * (q.price or 0.0) for q in acct.open_orders.values()
                    if q.is_open and q.symbol == o.symbol and q.side == -1 and (q.trigger is None or q.triggered))
         d = {"s": o.symbol, "c": o.client_id, "S": _side(o.side), "o": o.type, "f": o.tif or "GTC", "q": f8(o.qty),
              "p": f8(o.price), "ap": f8(o.avg_price), "sp": f8(o.stop_price), "x": x, "X": o.status, "i": o.order_id,
