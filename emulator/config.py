@@ -2,12 +2,17 @@
 
 Everything is a frozen pydantic model (`core.config.FrozenConfig`: unknown keys rejected, bad values
 raise `ConfigError`). `EmulatorConfig.for_symbols(...)` builds a ready default for the CLI and tests.
+
+The replayed market (`EmulatorConfig.source`) is the seeded synthetic generator (`SyntheticSource`,
+default), a catalog dataset (`StoreSource`: `market.catalog.Catalog`) or a recorded websocket capture
+(`CaptureSource`: `market.ingest.ws_capture.read_ws_capture`); `emulator.replay.build_tape` loads it.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -99,6 +104,58 @@ class FaultConfig(FrozenConfig):
     weight_limit: int = Field(6000, ge=1, description="request weight per minute before 429")
 
 
+TradeKind = Literal["agg_trades", "trades"]
+
+
+class SyntheticSource(FrozenConfig):
+    """The seeded synthetic market (`market.synth.generate_trades`): `EmulatorConfig.start`, `duration` or
+    `n_trades`, `seed`, and each symbol's initial price / median trade size."""
+
+    type: Literal["synthetic"] = "synthetic"
+
+
+class StoreSource(FrozenConfig):
+    """A catalog dataset per symbol: `<root>/exchange=<exchange>/market=<market>/symbol=<S>/kind=<kind>`,
+    rows with start <= ts_event < end (None = unbounded). `market` None = the emulator's market."""
+
+    type: Literal["store"] = "store"
+    root: str = Field(min_length=1)
+    exchange: str = "binance"
+    market: str | None = None
+    kind: TradeKind = "agg_trades"
+    start: int | None = Field(None, description="first instant (ISO or ns), inclusive")
+    end: int | None = Field(None, description="last instant (ISO or ns), exclusive")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _parse_time(cls, v):
+        return parse_time(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreSource:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"store source: end {self.end} <= start {self.start}")
+        return self
+
+
+class CaptureSource(FrozenConfig):
+    """A recorded Binance websocket capture file: its `trade` (kind trades, MARKET trades only) or
+    `aggTrade` (kind agg_trades) messages of each configured symbol."""
+
+    type: Literal["capture"] = "capture"
+    path: str = Field(min_length=1)
+    kind: TradeKind = "trades"
+
+    @model_validator(mode="after")
+    def _check(self) -> CaptureSource:
+        if not Path(self.path).is_file():
+            raise ValueError(f"capture source: no such file {self.path!r}")
+        return self
+
+
+MarketSource = Annotated[SyntheticSource | StoreSource | CaptureSource, Field(discriminator="type")]
+
+
 class EmulatorConfig(FrozenConfig):
     """The whole emulator. `speed` = market seconds per wall second (replay clock);
     `manual_clock` = market time moves only when the caller advances it (tests)."""
@@ -108,8 +165,10 @@ class EmulatorConfig(FrozenConfig):
     seed: int = Field(7, ge=0, lt=2**63)
     start: int = Field(default="2024-01-01", description="first synthetic instant (ISO or ns)")
     duration: int = Field(default="6h", description="length of the synthetic market per symbol")
-    n_trades: int | None = Field(None, gt=0, description="instead of duration: trades per symbol")
+    n_trades: int | None = Field(None, gt=0, description="instead of duration: trades per symbol "
+                                                           "(store/capture: at most the first n_trades)")
     warmup: int = Field(default="5m", description="market time already elapsed when the server starts")
+    source: MarketSource = Field(SyntheticSource(), description="what is replayed: synthetic, store or capture")
     speed: float = Field(1.0, gt=0, le=1e6)
     manual_clock: bool = False
     accounts: tuple[AccountConfig, ...] = (AccountConfig(api_key="emulator-key", secret="emulator-secret"),)
