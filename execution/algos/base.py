@@ -19,6 +19,7 @@ the next child gets the next sequence (see docs/algos.md).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
@@ -149,7 +150,7 @@ def children_of(parent: ParentOrder, snapshots: Iterable[OrderSnapshot]) -> list
 
 
 # --- the base algo -------------------------------------------------------------------------------
-class ExecutionAlgo:
+class ExecutionAlgo(ABC):
     """Base of every algo. Subclasses define `params_type`, `_child_type()`, `_decide(now, touch)`
     and optionally `_stop_condition(now)`, `_is_failure(machine)`, `next_wakeup_ns(now)`."""
 
@@ -407,14 +408,16 @@ class ExecutionAlgo:
             t.event.kind is EventKind.CANCEL_REQUEST for t in machine.history)
 
     # --- hooks -----------------------------------------------------------------------------------
+    @abstractmethod
     def _child_type(self) -> OrderType:
-        raise NotImplementedError
+        """Order type of this algo's children."""
 
     def _child_types(self) -> tuple[OrderType, ...]:
         return (self._child_type(),)
 
+    @abstractmethod
     def _decide(self, now: int, touch: tuple[Decimal, Decimal] | None) -> list[Action]:
-        raise NotImplementedError
+        """The algo's own decision for this input (what to place or cancel now)."""
 
     def _stop_condition(self, now: int) -> tuple[ParentStatus, str] | None:
         return None
