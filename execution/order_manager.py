@@ -257,7 +257,7 @@ class OrderManager:
                 self.journal.apply(client_order_id, Resolved(self._now(), view, self._grace_ns))
                 return self.journal.get(client_order_id)
             except (VenueUnavailableError, MissingFillsError, ResolutionInconclusiveError, RetryableError):
-                pass
+                pass  # not conclusive yet: ask again after the backoff, until the deadline
             if loop.time() >= deadline:
                 return self.journal.get(client_order_id)
             await self._sleep(min(self._backoff(attempt), max(0.0, deadline - loop.time()) + 0.01))

@@ -56,6 +56,7 @@ class UserStreamStats:
     fills_unattributed: int = 0  # client id not in the journal (left to the reconciler)
     late_fills: int = 0  # a new trade of a terminal journal order (left to the reconciler)
     gaps: int = 0  # a trade message showed that earlier ones were lost → sync_order
+    gaps_unchecked: int = 0  # a trade message without a usable cumulative quantity → sync_order to be safe
     syncs: int = 0  # sync_order calls made for terminal updates / gaps
     reconciles: int = 0
     reconcile_errors: int = 0
@@ -296,7 +297,9 @@ class UserStream:
                 self.stats.gaps += 1
                 self._queue_sync(cid)
         except (KeyError, ArithmeticError):
-            pass
+            # no usable cumulative quantity: a gap cannot be ruled out, so let REST settle the order
+            self.stats.gaps_unchecked += 1
+            self._queue_sync(cid)
         self._apply(cid, fill)
 
     def _apply(self, cid: str, fill: Fill) -> None:

@@ -207,3 +207,35 @@ def test_usdm_listen_key_keep_alive(tmp_path):
         run(body(), 20)
     finally:
         emu.stop()
+
+
+
+def test_trade_without_cumulative_quantity_queues_a_rest_sync():
+    """A raw TRADE event whose `z` (cumulative executed) is missing cannot rule out a lost earlier
+    trade: the fill is applied and the order is also queued for a REST sync, and counted."""
+    from decimal import Decimal
+
+    from execution.user_stream import UserStream, UserStreamStats
+
+    class WorkingOrder:  # the journal's view of an accepted order with no fills yet
+        fills = ()
+        is_in_flight = False
+        is_terminal = False
+        status = None
+        filled_qty = Decimal(0)
+
+    class Journal:
+        def get(self, cid):
+            return WorkingOrder()
+
+    us = UserStream.__new__(UserStream)  # only the event handler is exercised: no client, no loop
+    us.om, us.stats, us._deferred = Journal(), UserStreamStats(), {}
+    applied, synced = [], []
+    us._apply = lambda cid, fill: applied.append((cid, fill.trade_id, fill.qty))
+    us._queue_sync = synced.append
+    ev = {"c": "ns.s.1", "t": 7, "l": "0.5", "L": "100.0", "n": "0.01", "N": "USDT", "T": 1, "m": False}
+    us.on_trade_event(ev)
+    assert applied == [("ns.s.1", "7", Decimal("0.5"))] and synced == ["ns.s.1"]
+    assert us.stats.gaps_unchecked == 1 and us.stats.gaps == 0
+    us.on_trade_event({**ev, "t": 8, "z": "1.0"})  # with z: 1.0 − 0.5 = 0.5 > 0 filled → a real gap
+    assert us.stats.gaps == 1 and us.stats.gaps_unchecked == 1
